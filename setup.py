@@ -8,6 +8,8 @@ BASE_REQUIREMENTS = [
     "sympy>=1.12",
     "gymnasium>=1.0",
     "tqdm>=4.60",
+    # default_problems() and so gymnasium.make("MathReasoning-v0") with no problems.
+    "reasoning-gym>=0.1.19",
 ]
 
 # The language-model side. torch is not pinned here: the README installs the CPU build
@@ -19,7 +21,6 @@ LM_REQUIREMENTS = [
     "gguf>=0.10",
     "accelerate>=0.30",
     "tensorboard>=2.14",
-    "reasoning-gym>=0.1.19",
 ]
 
 EXTRAS = {
