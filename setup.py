@@ -1,5 +1,7 @@
 """Install the Tree-OPO math reasoning library (packages ``envs``, ``agents``, ``sae``)."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 BASE_REQUIREMENTS = [
@@ -38,7 +40,7 @@ setup(
         "Train small language models on multi-step math with MCTS teacher prefix trees, "
         "GRPO and Staged Advantage Estimation."
     ),
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",

@@ -12,6 +12,7 @@ from envs.extraction import extract_answer, extract_gold, has_final_answer
 from envs.math_env import TEXT_CHARSET, EnvState, MathReasoningEnv
 from envs.normalize import normalize_answer
 from envs.problems import (
+    DEFAULT_KINDS,
     Problem,
     default_problems,
     load_hf_problems,
@@ -21,6 +22,7 @@ from envs.problems import (
 from envs.worker_pool import shutdown_workers
 
 __all__ = [
+    "DEFAULT_KINDS",
     "TEXT_CHARSET",
     "CheckResult",
     "EnvState",

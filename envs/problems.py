@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +14,7 @@ from envs.extraction import extract_marked_answer
 
 __all__ = [
     "DEFAULT_GENERATORS",
+    "DEFAULT_KINDS",
     "Problem",
     "default_problems",
     "load_hf_problems",
@@ -26,13 +27,27 @@ logger = logging.getLogger(__name__)
 ProblemFormat = Literal["auto", "gsm8k", "math"]
 _FORMATS = ("auto", "gsm8k", "math")
 
-# reasoning-gym generators behind default_problems, with the settings used for each.
-# basic_arithmetic: two or three terms of one or two digits; gsm_symbolic: GSM8K-style
-# word problems with integer answers.
-DEFAULT_GENERATORS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("basic_arithmetic", {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}),
-    ("gsm_symbolic", {}),
+# Problem kinds behind default_problems: (kind, reasoning-gym generator, settings).
+# "arithmetic": one operation (+, -, *) on two numbers of one or two digits, without
+# parentheses or negation, which SmolLM2-135M-Instruct solves often enough greedily to
+# give a learning signal; "word": GSM8K-style word problems with integer answers.
+DEFAULT_GENERATORS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    (
+        "arithmetic",
+        "basic_arithmetic",
+        {
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_digits": 1,
+            "max_digits": 2,
+            "operators": ("+", "-", "*"),
+            "allow_parentheses": False,
+            "allow_negation": False,
+        },
+    ),
+    ("word", "gsm_symbolic", {}),
 )
+DEFAULT_KINDS: tuple[str, ...] = tuple(kind for kind, _, _ in DEFAULT_GENERATORS)
 
 
 @dataclass(frozen=True)
@@ -208,21 +223,28 @@ def load_hf_problems(
     return problems_from_records(dataset, fmt, source=f"{name_or_path}/{split}", limit=limit)
 
 
-def default_problems(n: int = 100, seed: int = 0) -> list[Problem]:
+def default_problems(
+    n: int = 100, seed: int = 0, kinds: Sequence[str] = DEFAULT_KINDS
+) -> list[Problem]:
     """Generate ``n`` problems offline with reasoning-gym, deterministic for a given seed.
 
-    The list alternates between the generators in :data:`DEFAULT_GENERATORS` (easy
-    arithmetic first, then GSM-style word problems). Ids are
-    ``"reasoning_gym/<generator>/<seed>/<index>"``. Results are cached per ``(n, seed)``,
+    The list alternates between the requested ``kinds`` of :data:`DEFAULT_GENERATORS`
+    (``"arithmetic"`` first, then ``"word"``). Ids are
+    ``"reasoning_gym/<kind>/<seed>/<index>"``. Results are cached per ``(n, seed, kinds)``,
     so repeated ``gymnasium.make`` calls do not regenerate them.
     """
     if n < 0:
         raise ValueError(f"expected n >= 0, got {n}")
-    return list(_generate_default_problems(n, seed))
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    unknown = [kind for kind in kinds if kind not in DEFAULT_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"expected kinds from {DEFAULT_KINDS}, got {tuple(kinds)!r}")
+    return list(_generate_default_problems(n, seed, tuple(kinds)))
 
 
 @functools.lru_cache(maxsize=8)
-def _generate_default_problems(n: int, seed: int) -> tuple[Problem, ...]:
+def _generate_default_problems(n: int, seed: int, kinds: tuple[str, ...]) -> tuple[Problem, ...]:
     try:
         import reasoning_gym
     except ImportError as error:
@@ -230,18 +252,19 @@ def _generate_default_problems(n: int, seed: int) -> tuple[Problem, ...]:
             "default_problems needs the 'reasoning-gym' package: pip install reasoning-gym"
         ) from error
 
-    counts = [n // len(DEFAULT_GENERATORS)] * len(DEFAULT_GENERATORS)
-    for index in range(n % len(DEFAULT_GENERATORS)):
+    generators = [entry for entry in DEFAULT_GENERATORS if entry[0] in kinds]
+    counts = [n // len(generators)] * len(generators)
+    for index in range(n % len(generators)):
         counts[index] += 1
     generated: list[list[Problem]] = []
-    for (name, settings), count in zip(DEFAULT_GENERATORS, counts, strict=True):
+    for (kind, name, settings), count in zip(generators, counts, strict=True):
         problems = []
         if count:
             dataset = reasoning_gym.create_dataset(name, size=count, seed=seed, **settings)
             for index, entry in enumerate(dataset):
                 problems.append(
                     Problem(
-                        id=f"reasoning_gym/{name}/{seed}/{index}",
+                        id=f"reasoning_gym/{kind}/{seed}/{index}",
                         question=str(entry["question"]),
                         answer=str(entry["answer"]),
                         solution=None,

@@ -1,12 +1,13 @@
 """Build MCTS teacher prefix trees for a set of problems and compare with greedy decoding.
 
 Runs the MCTS teacher with the default policy (SmolLM2-135M-Instruct) over N problems
-of the offline default source, generated easy arithmetic, or a JSONL dataset. One
-prefix tree per problem streams to a JSONL file, so a rerun resumes. Then the same model's single greedy attempt is scored
-on the same problems, and a summary is printed.
+of the offline reasoning-gym source (arithmetic, word problems or both) or a JSONL
+dataset. One prefix tree per problem streams to a JSONL file, so a rerun resumes. Then
+the same model's single greedy attempt is scored on the same problems, and a summary
+is printed.
 
     python examples/build_teacher_trees.py --num-problems 20 --output runs/teacher_trees.jsonl
-    python examples/build_teacher_trees.py --source easy-arithmetic --simulations 10 --threads 1
+    python examples/build_teacher_trees.py --source mixed --simulations 10 --threads 1
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import argparse
 import json
 import logging
 import platform
-import random
 import time
 from pathlib import Path
 
 import torch
 
 from agents import LMPolicy, MCTSConfig, MCTSTeacher
-from envs import Problem, check_answer, default_problems, load_problems
+from envs import DEFAULT_KINDS, check_answer, default_problems, load_problems
 from sae import read_prefix_trees
 
 
@@ -34,21 +34,21 @@ def parse_args() -> argparse.Namespace:
         "--dataset",
         type=Path,
         default=None,
-        help="JSONL file in GSM8K or MATH format; default: the offline reasoning-gym mix",
+        help="JSONL file in GSM8K or MATH format; default: offline reasoning-gym problems (--source)",
     )
     data.add_argument(
         "--source",
-        choices=["default", "easy-arithmetic"],
-        default="default",
-        help="problem source when --dataset is not given: the envs default mix, or "
-        "generated one-operation problems on numbers 1..20 (results 0..400)",
+        choices=["mixed", "arithmetic", "word"],
+        default="arithmetic",
+        help="kind of offline reasoning-gym problems when --dataset is not given: "
+        "'arithmetic' (one +, - or * on 1-2 digit numbers), 'word' (GSM-style word "
+        "problems) or 'mixed' (both, alternating)",
     )
     data.add_argument("--problem-seed", type=int, default=0, help="seed of the problem source")
     data.add_argument(
         "--id-prefix",
         default=None,
-        help="keep only problems whose id starts with this text, "
-        "e.g. reasoning_gym/basic_arithmetic for easy arithmetic",
+        help="keep only problems whose id starts with this text, e.g. reasoning_gym/arithmetic/0/1",
     )
 
     model = parser.add_argument_group("model")
@@ -106,37 +106,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def easy_arithmetic_problems(n: int, seed: int = 0) -> list[Problem]:
-    """Generate ``n`` seeded problems ``a + b``, ``a - b`` (a >= b) or ``a * b``, with a, b in 1..20."""
-    rng = random.Random(seed)
-    problems = []
-    for index in range(n):
-        a, b = rng.randint(1, 20), rng.randint(1, 20)
-        operator = rng.choice("+-*")
-        if operator == "-" and a < b:
-            a, b = b, a
-        result = {"+": a + b, "-": a - b, "*": a * b}[operator]
-        problems.append(
-            Problem(
-                id=f"easy-arithmetic/{seed}/{index}",
-                question=f"Calculate {a} {operator} {b}.",
-                answer=str(result),
-                source="easy-arithmetic",
-            )
-        )
-    return problems
-
-
 def select_problems(args: argparse.Namespace) -> list:
     """Load the requested problems, keeping only ids with ``--id-prefix`` when given."""
     if args.dataset is not None:
         problems = load_problems(args.dataset)
-    elif args.source == "easy-arithmetic":
-        problems = easy_arithmetic_problems(args.num_problems, seed=args.problem_seed)
     else:
-        # The default source mixes problem kinds, so draw extra when filtering by id.
+        kinds = DEFAULT_KINDS if args.source == "mixed" else (args.source,)
+        # Draw extra problems when filtering by id, so that enough remain.
         pool = args.num_problems * (4 if args.id_prefix else 1)
-        problems = default_problems(pool, seed=args.problem_seed)
+        problems = default_problems(pool, seed=args.problem_seed, kinds=kinds)
     if args.id_prefix:
         problems = [problem for problem in problems if problem.id.startswith(args.id_prefix)]
     if not problems:

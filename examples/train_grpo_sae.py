@@ -65,6 +65,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="'default' (seeded reasoning-gym problems) or a GSM8K/MATH JSONL file",
     )
     data.add_argument(
+        "--problem-kinds",
+        type=lambda text: tuple(part.strip() for part in text.split(",") if part.strip()),
+        default=("arithmetic",),
+        help="comma-separated kinds of the 'default' dataset: 'arithmetic' (one +, - or * "
+        "on 1-2 digit numbers) and/or 'word' (GSM-style word problems, which the 135M "
+        "default model almost never solves)",
+    )
+    data.add_argument(
         "--dataset-format",
         default="auto",
         choices=["auto", "gsm8k", "math"],
@@ -107,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     train = parser.add_argument_group("training")
     train.add_argument(
-        "--steps", type=int, default=10, help="training steps (one batch of problems each)"
+        "--steps", type=int, default=20, help="training steps (one batch of problems each)"
     )
     train.add_argument("--batch-size", type=int, default=2, help="problems per step")
     train.add_argument(
@@ -236,7 +244,7 @@ def load_problem_split(args: argparse.Namespace) -> tuple[list, list]:
 
     if args.eval_dataset is not None:
         if args.dataset == "default":
-            train = default_problems(n=args.num_train, seed=args.seed)
+            train = default_problems(n=args.num_train, seed=args.seed, kinds=args.problem_kinds)
         else:
             train = load_problems(args.dataset, fmt=args.dataset_format)[: args.num_train]
         held_out = load_problems(args.eval_dataset, fmt=args.dataset_format)[: args.num_eval]
@@ -244,7 +252,7 @@ def load_problem_split(args: argparse.Namespace) -> tuple[list, list]:
 
     total = args.num_train + args.num_eval
     if args.dataset == "default":
-        problems = default_problems(n=total, seed=args.seed)
+        problems = default_problems(n=total, seed=args.seed, kinds=args.problem_kinds)
     else:
         problems = load_problems(args.dataset, fmt=args.dataset_format)
     if len(problems) < total:
@@ -285,7 +293,10 @@ def teacher_trees(args: argparse.Namespace, policy, problems: list, output_dir: 
 
 
 def tree_cache_name(args: argparse.Namespace) -> str:
-    dataset = "default" if args.dataset == "default" else Path(args.dataset).stem
+    if args.dataset == "default":
+        dataset = "default-" + "+".join(args.problem_kinds)
+    else:
+        dataset = Path(args.dataset).stem
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", str(args.model))
     return (
         f"trees-{model}-{dataset}-n{args.num_train}-seed{args.seed}-sim{args.teacher_simulations}"

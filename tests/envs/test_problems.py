@@ -150,6 +150,7 @@ def test_default_problems_deterministic_mix() -> None:
         "reasoning_gym/basic_arithmetic",
         "reasoning_gym/gsm_symbolic",
     ]
+    assert first[0].id == "reasoning_gym/arithmetic/3/0"
     assert len({problem.id for problem in first}) == 10
     assert default_problems(10, seed=4) != first
 
@@ -158,6 +159,16 @@ def test_default_problems_answers_self_check() -> None:
     for problem in default_problems(40, seed=0):
         assert check_answer(problem.answer, problem.answer).correct, problem
         assert check_answer(f"The answer is {problem.answer}.", problem.answer).correct, problem
+
+
+def test_default_problems_single_kind() -> None:
+    arithmetic = default_problems(6, seed=0, kinds=["arithmetic"])
+    assert [problem.source for problem in arithmetic] == ["reasoning_gym/basic_arithmetic"] * 6
+    assert default_problems(6, seed=0, kinds="word")[0].source == "reasoning_gym/gsm_symbolic"
+    with pytest.raises(ValueError, match="expected kinds"):
+        default_problems(4, kinds=["geometry"])
+    with pytest.raises(ValueError, match="expected kinds"):
+        default_problems(4, kinds=[])
 
 
 def test_default_problems_odd_count_and_zero() -> None:
