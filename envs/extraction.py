@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from envs.parsing import FUNCTION_NAMES
+
 __all__ = [
     "MAX_TEXT_CHARS",
     "extract_answer",
@@ -42,33 +44,9 @@ _ANSWER_PHRASE = re.compile(
 # A number as models write it: optional sign, thousands groups or plain digits, decimals,
 # and an optional "/denominator". The sign only counts at a word start, so "3-1" gives "1".
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])-?\.\d+")
-# Words that may appear inside a bare math answer.
-_MATH_WORDS = frozenset(
-    [
-        "sqrt",
-        "pi",
-        "sin",
-        "cos",
-        "tan",
-        "sec",
-        "csc",
-        "cot",
-        "log",
-        "ln",
-        "exp",
-        "arcsin",
-        "arccos",
-        "arctan",
-        "sinh",
-        "cosh",
-        "tanh",
-        "inf",
-        "infty",
-        "infinity",
-        "and",
-        "or",
-    ]
-)
+# Words that may appear inside a bare math answer: the parser's function names, the
+# words for pi and infinity, and the connectives of answers such as "x = 1 or x = 2".
+_MATH_WORDS = FUNCTION_NAMES | frozenset(["pi", "inf", "infty", "infinity", "and", "or"])
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _TEXT_COMMAND = re.compile(r"\\(?:text|mbox|textbf|mathrm|begin|end)\s*\{[^{}]*\}")
 

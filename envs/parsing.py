@@ -44,7 +44,8 @@ class ParseError(ValueError):
     """Raised when an answer is not in the supported math grammar or exceeds a limit."""
 
 
-_FUNCTIONS = frozenset(
+# Function names the grammar accepts; extraction also treats them as math, not prose.
+FUNCTION_NAMES = frozenset(
     [
         "sin",
         "cos",
@@ -393,7 +394,7 @@ class _Parser:
         return node
 
     def parse_word(self, word: str) -> Node:
-        if word in _FUNCTIONS:
+        if word in FUNCTION_NAMES:
             return self.parse_function(word)
         if word in _CONSTANT_WORDS:
             return ("const", _CONSTANT_WORDS[word])
@@ -432,7 +433,7 @@ class _Parser:
             return ("func", "sqrt", (self.parse_argument(),))
         if name == "binom":
             return ("func", "binomial", (self.parse_argument(), self.parse_argument()))
-        if name in _FUNCTIONS:
+        if name in FUNCTION_NAMES:
             return self.parse_function(name)
         if name in ("lfloor", "lceil"):
             inner = self.parse_expression()
